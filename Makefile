@@ -52,8 +52,10 @@ $(STATICCHECK):
 ## generate: regenerate protobuf code (and, later, eBPF objects)
 generate:
 	hack/deps.sh generate
-	PATH=$(CACHE)/bin:$$PATH protoc --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. \
+	PATH=$(CACHE)/bin:$$PATH protoc -I . --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. \
 	  istiod-lite/api/ca/v1/ca.proto
+	PATH=$(CACHE)/bin:$$PATH protoc -I . --go_out=paths=source_relative:. \
+	  istiod-lite/api/warren/v1/ztunnel.proto istiod-lite/api/warren/v1/waypoint.proto
 
 ## bench: run the benchmarks side by side and print the ratios (see BENCHMARKS.md)
 bench:
