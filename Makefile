@@ -28,13 +28,15 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 go build -o bin/ $(addprefix ./cmd/,$(BINARIES))
 
-## kube-bins: build (once, cached) etcd and kube-apiserver for integration tests
+## kube-bins: build (once, cached) the Kubernetes binaries: etcd and kube-apiserver for
+## envtest integration tests, the rest for the local cluster (e2e/cluster)
 kube-bins:
-	KUBE_VERSION=$(KUBE_VERSION) KUBE_BIN_DIR=$(KUBE_BIN_DIR) hack/kube-bins.sh etcd kube-apiserver
+	KUBE_VERSION=$(KUBE_VERSION) KUBE_BIN_DIR=$(KUBE_BIN_DIR) hack/kube-bins.sh \
+	  etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
 
 ## test: the README's test command, what CI runs
 test:
-	hack/deps.sh test
+	hack/deps.sh test cluster
 	$(MAKE) --no-print-directory kube-bins
 	$(MAKE) --no-print-directory lint
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./...
@@ -67,9 +69,11 @@ demo: build
 	hack/deps.sh test
 	hack/demo.sh
 
-## e2e: end-to-end tests on the local multi-node cluster
+## e2e: end-to-end tests on the local multi-node cluster (root)
 e2e:
-	@echo "e2e: the local Kubernetes cluster (issue 7) does not exist yet; no e2e tests to run" >&2; exit 1
+	hack/deps.sh test cluster
+	$(MAKE) --no-print-directory kube-bins
+	go test -tags e2e -count=1 -timeout 30m ./e2e/...
 
 ## conformance: upstream Gateway API conformance (Mesh profile) on the local cluster
 conformance:
@@ -80,3 +84,18 @@ fmt:
 
 clean:
 	rm -rf bin bench/out
+
+# Local multi-node Kubernetes (e2e/cluster, docs/local-cluster.md). Root only.
+LOCALKUBE := go run ./e2e/cluster/cmd/localkube
+.PHONY: cluster-up cluster-down demo-down
+
+## cluster-up: start the local cluster (2 nodes; builds Kubernetes once, installs Debian packages); prints export KUBECONFIG=...
+cluster-up:
+	$(LOCALKUBE) up
+
+## cluster-down: remove everything cluster-up created and restore the sysctls it changed
+cluster-down:
+	$(LOCALKUBE) down
+
+## demo-down: tear down what `make demo` brought up (the local cluster)
+demo-down: cluster-down

@@ -44,6 +44,7 @@ func newRoot() *cobra.Command {
 	caCmd := &cobra.Command{Use: "ca", Short: "Talk to the certificate service"}
 	caCmd.AddCommand(newIssue())
 	x.AddCommand(caCmd)
+	x.AddCommand(newTranslate())
 	root.AddCommand(x)
 	return root
 }

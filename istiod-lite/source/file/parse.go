@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,7 +45,13 @@ func (e *Error) Error() string {
 // into one snapshot. The first problem is returned with its file and line;
 // duplicates (same kind, namespace and name) are an error too.
 func LoadDir(dir string) (*model.Snapshot, error) {
-	entries, err := os.ReadDir(dir)
+	return LoadFS(os.DirFS(dir), dir)
+}
+
+// LoadFS is LoadDir over a file system (e.g. an embedded one); prefix is
+// prepended to file names in errors.
+func LoadFS(fsys fs.FS, prefix string) (*model.Snapshot, error) {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("file source: %w", err)
 	}
@@ -58,15 +65,15 @@ func LoadDir(dir string) (*model.Snapshot, error) {
 	s := &model.Snapshot{}
 	seen := map[string]string{}
 	for _, n := range names {
-		path := filepath.Join(dir, n)
-		info, err := os.Stat(path)
+		path := filepath.Join(prefix, n)
+		info, err := fs.Stat(fsys, n)
 		if err != nil {
 			return nil, fmt.Errorf("file source: %w", err)
 		}
 		if info.Size() > maxFileBytes {
 			return nil, &Error{File: path, Line: 1, Msg: fmt.Sprintf("file is %d bytes, over the %d byte limit", info.Size(), maxFileBytes)}
 		}
-		data, err := os.ReadFile(path)
+		data, err := fs.ReadFile(fsys, n)
 		if err != nil {
 			return nil, fmt.Errorf("file source: %w", err)
 		}

@@ -1,0 +1,8 @@
+// Command echo is the local cluster's test application. It answers HTTP on
+// -http (default :8080) with who it is — the pod name, namespace, node and
+// pod IP (from the downward API env POD_NAME, POD_NAMESPACE, NODE_NAME,
+// POD_IP; the host name when unset) — plus what it saw of the request, and
+// echoes TCP on -tcp (default :9000) after a one-line greeting naming the pod.
+// Tests assert the answering backend with it, so a response from anything
+// else (a default gateway answering 404) never passes for success.
+package main
