@@ -51,13 +51,15 @@ lint: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(CACHE)/bin go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## generate: regenerate protobuf code (and, later, eBPF objects)
+## generate: regenerate protobuf code and the eBPF objects (bpf2go; needs clang, installed by deps)
 generate:
 	hack/deps.sh generate
 	PATH=$(CACHE)/bin:$$PATH protoc -I . --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. \
 	  istiod-lite/api/ca/v1/ca.proto
 	PATH=$(CACHE)/bin:$$PATH protoc -I . --go_out=paths=source_relative:. \
 	  istiod-lite/api/warren/v1/ztunnel.proto istiod-lite/api/warren/v1/waypoint.proto
+	cd redirect/bpf && GOPACKAGE=bpf go tool bpf2go -target bpfel -output-stem capture -cc clang -strip llvm-strip \
+	  -cflags "-O2 -g -Wall -Werror -I/usr/include/$$(clang -print-multiarch)" Capture c/capture.c
 
 ## bench: run the benchmarks side by side and print the ratios (see BENCHMARKS.md)
 bench:
@@ -75,9 +77,12 @@ e2e:
 	$(MAKE) --no-print-directory kube-bins
 	go test -tags e2e -count=1 -timeout 30m ./e2e/...
 
-## conformance: upstream Gateway API conformance (Mesh profile) on the local cluster
+## conformance: upstream Gateway API conformance (MESH-HTTP, MESH-GRPC) on the local cluster (root);
+## report, command and tables under conformance/reports/ (CONFORMANCE_RUN_TEST=<name> runs one test)
 conformance:
-	@echo "conformance: needs the local cluster (issue 7) and the waypoint (issue 8); not available yet" >&2; exit 1
+	hack/deps.sh test cluster
+	$(MAKE) --no-print-directory kube-bins
+	hack/conformance.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

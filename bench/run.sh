@@ -31,3 +31,67 @@ awk -v s="$sign" -v v="$svid" -v g="$grpc" -v h="$hb" -v p="$plain" 'BEGIN {
   printf "mutual TLS 1.3 handshake, plain tls.Config:     %7.0f µs\n", p/1e3
   printf "HBONE / plain handshake cost:                   %7.2fx\n", h/p
 }' | tee "$out/summary.txt"
+
+# ---- redirect (issue 6): eBPF capture cost, enrol latency (root) ----
+echo
+echo "== redirect: eBPF capture (root), $count samples each"
+if [ "$(id -u)" != 0 ]; then
+  echo "redirect: skipped (needs root: network namespaces, cgroups, BPF)" | tee "$out/redirect-summary.txt"
+else
+  : > "$out/redirect.txt"
+  rb() { go test -run '^$' -bench "$1" -benchtime "$2" -count "$count" "$3" | tee -a "$out/redirect.txt"; }
+  rb '^BenchmarkConnect$' 20000x ./redirect/loader/
+  rb '^BenchmarkGetsockoptTax$' 200000x ./redirect/loader/
+  rb '^BenchmarkOrigDstLookup$' 200000x ./redirect/loader/
+  rb '^BenchmarkEnrolKernel$' 200x ./redirect/loader/
+  rb '^BenchmarkEnrol$' 100x ./redirect/agent/
+  rb '^BenchmarkCNIAdd$' 100x ./redirect/agent/
+  # rmed BENCH UNIT: median over samples of the metric reported in UNIT
+  rmed() {
+    awk -v b="$1" -v u="$2" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 3; i <= NF; i++) if ($i == u) print $(i-1) }' "$out/redirect.txt" | sort -n |
+      awk '{a[NR]=$1} END {if (NR==0) {print "NaN"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'
+  }
+  cb=$(rmed BenchmarkConnect ns/connect-base); cg=$(rmed BenchmarkConnect ns/connect-gated)
+  cl=$(rmed BenchmarkConnect ns/connect-enrolled-local); cc=$(rmed BenchmarkConnect ns/connect-captured)
+  gb=$(rmed BenchmarkGetsockoptTax ns/getsockopt-base); gp=$(rmed BenchmarkGetsockoptTax ns/getsockopt-with-program)
+  lg=$(rmed BenchmarkOrigDstLookup ns/lookup-getsockopt); lm=$(rmed BenchmarkOrigDstLookup ns/lookup-map)
+  ke=$(rmed BenchmarkEnrolKernel ns/enrol); kr=$(rmed BenchmarkEnrolKernel ns/release)
+  ae=$(rmed BenchmarkEnrol ns/enrol); ar=$(rmed BenchmarkEnrol ns/release); ca=$(rmed BenchmarkCNIAdd ns/cni-add)
+  echo
+  echo "== redirect summary (medians; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  awk -v cb="$cb" -v cg="$cg" -v cl="$cl" -v cc="$cc" -v gb="$gb" -v gp="$gp" -v lg="$lg" -v lm="$lm" \
+      -v ke="$ke" -v kr="$kr" -v ae="$ae" -v ar="$ar" -v ca="$ca" 'BEGIN {
+    printf "connect cycle, no programs:                      %7.1f µs\n", cb/1e3
+    printf "  programs attached, pod not enrolled:           %7.1f µs  (%.2fx)\n", cg/1e3, cg/cb
+    printf "  enrolled pod, loopback (not captured):         %7.1f µs  (%.2fx)\n", cl/1e3, cl/cb
+    printf "  enrolled pod, captured to 15001:               %7.1f µs  (%.2fx)\n", cc/1e3, cc/cb
+    printf "CPU at 10,000 captured connects/s (derived):     %7.2f%% of one core more than without capture\n", (cc-cb)*1e4/1e9*100
+    printf "getsockopt(SO_ERROR): %.0f ns, under the getsockopt program %.0f ns (%.2fx)\n", gb, gp, gp/gb
+    printf "original destination: getsockopt %.0f ns, map lookup %.0f ns (%.2fx)\n", lg, lm, lm/lg
+    printf "enrol, kernel side: %.2f ms (release %.3f ms)\n", ke/1e6, kr/1e6
+    printf "label change -> capture on (agent, ztunnel handover): %.2f ms (release %.2f ms)\n", ae/1e6, ar/1e6
+    printf "CNI ADD in an enrolled namespace: %.2f ms\n", ca/1e6
+  }' | tee "$out/redirect-summary.txt"
+fi
+
+# ---- xDS (issue 4): one Workload change reaching 100 delta-xDS clients ----
+# The xDS server and 100 clients (each its own gRPC connection over
+# loopback) share this machine's cores in one process. Latency runs from
+# Server.Update to the client's Handler, including the default 20 ms
+# debounce window and the client's decode; 200 changes per sample.
+echo
+echo "== xDS: one Workload change -> 100 connected clients, $count samples of 200 changes"
+go test -run '^$' -bench '^BenchmarkPropagation100Clients$' -benchtime 200x -count "$count" ./istiod-lite/xds/ | tee "$out/xds.txt"
+# xmed UNIT: median over samples of the metric reported in UNIT
+xmed() {
+  awk -v u="$1" '$1 ~ /^BenchmarkPropagation100Clients(-[0-9]+)?$/ { for (i = 3; i <= NF; i++) if ($i == u) print $(i-1) }' "$out/xds.txt" | sort -g |
+    awk '{a[NR]=$1} END {if (NR==0) {print "NaN"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'
+}
+x50=$(xmed p50-ms); x99=$(xmed p99-ms); xmax=$(xmed max-ms); xbytes=$(xmed bytes/push); xpush=$(xmed pushes/change); xfull=$(xmed full-state-bytes)
+echo
+echo "== xDS summary (medians of $count samples; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+awk -v a="$x50" -v b="$x99" -v m="$xmax" -v by="$xbytes" -v pu="$xpush" -v f="$xfull" 'BEGIN {
+  printf "one Workload change -> 100 clients: p50 %.1f ms, p99 %.1f ms (goal < 100 ms incl. the 20 ms debounce), max %.1f ms\n", a, b, m
+  printf "pushes per change: %.0f (one per client); bytes per push: %.0f (one resource)\n", pu, by
+  printf "for scale: the 1000 Workloads as one state-of-the-world push: %.0f bytes (%.0fx)\n", f, f/by
+}' | tee "$out/xds-summary.txt"
