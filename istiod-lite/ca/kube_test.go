@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/warren-mesh/warren/certs"
+	"github.com/warren-mesh/warren/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/ca"
-	"github.com/warren-mesh/warren/istiod-lite/internal/kubetest"
 )
 
 // must returns v or fails the test by panicking on err (setup steps only).

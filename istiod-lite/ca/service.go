@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 
 	"github.com/warren-mesh/warren/certs"
 )
@@ -22,6 +23,10 @@ type ServiceOptions struct {
 	DNSNames []string
 	// ServingTTL is the serving certificate lifetime. Default 24h.
 	ServingTTL time.Duration
+	// Register adds more services to the same gRPC server (xDS).
+	Register []func(grpc.ServiceRegistrar)
+	// GRPCOptions are extra server options (e.g. xds.ServerOptions()).
+	GRPCOptions []grpc.ServerOption
 }
 
 // Service runs a Server on its TLS port with a rotating serving identity.
@@ -87,5 +92,5 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("ca: listen: %w", err)
 	}
 	s.ready <- lis.Addr()
-	return s.srv.Serve(ctx, lis, ServerTLSConfig(s.serving))
+	return s.srv.ServeWith(ctx, lis, ServerTLSConfig(s.serving), s.opts.Register, s.opts.GRPCOptions...)
 }

@@ -56,11 +56,21 @@ func ServerTLSConfig(src x509svid.Source) *tls.Config {
 // Serve runs the certificate service on lis with TLS config tlsConf until
 // ctx ends, then stops gracefully (at most 5s for in-flight calls).
 func (s *Server) Serve(ctx context.Context, lis net.Listener, tlsConf *tls.Config, opts ...grpc.ServerOption) error {
+	return s.ServeWith(ctx, lis, tlsConf, nil, opts...)
+}
+
+// ServeWith is Serve with more services on the same gRPC server (xDS
+// shares port 15012 with the CA). Requests are capped at 4 MiB; the CA
+// handler bounds its own CSR size.
+func (s *Server) ServeWith(ctx context.Context, lis net.Listener, tlsConf *tls.Config, register []func(grpc.ServiceRegistrar), opts ...grpc.ServerOption) error {
 	gs := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tlsConf)),
-		grpc.MaxRecvMsgSize(64 << 10),
+		grpc.MaxRecvMsgSize(4 << 20),
 	}, opts...)...)
 	cav1.RegisterCertificateServiceServer(gs, s)
+	for _, r := range register {
+		r(gs)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {

@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/warren-mesh/warren/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/deploy"
-	"github.com/warren-mesh/warren/istiod-lite/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/model"
 	"github.com/warren-mesh/warren/istiod-lite/translate"
 )

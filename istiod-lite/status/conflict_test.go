@@ -14,7 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
-	"github.com/warren-mesh/warren/istiod-lite/internal/kubetest"
+	"github.com/warren-mesh/warren/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/model"
 	"github.com/warren-mesh/warren/istiod-lite/source/kube"
 	"github.com/warren-mesh/warren/istiod-lite/status"

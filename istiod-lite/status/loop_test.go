@@ -13,8 +13,8 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwxv1a1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 
+	"github.com/warren-mesh/warren/internal/kubetest"
 	warrenv1 "github.com/warren-mesh/warren/istiod-lite/api/warren/v1"
-	"github.com/warren-mesh/warren/istiod-lite/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/model"
 	"github.com/warren-mesh/warren/istiod-lite/status"
 	"github.com/warren-mesh/warren/istiod-lite/translate"

@@ -23,8 +23,8 @@ import (
 	gwxv1a1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/warren-mesh/warren/internal/kubetest"
 	secv1 "github.com/warren-mesh/warren/istiod-lite/api/security/v1alpha1"
-	"github.com/warren-mesh/warren/istiod-lite/internal/kubetest"
 	"github.com/warren-mesh/warren/istiod-lite/model"
 	"github.com/warren-mesh/warren/istiod-lite/source/kube"
 )
