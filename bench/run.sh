@@ -95,3 +95,21 @@ awk -v a="$x50" -v b="$x99" -v m="$xmax" -v by="$xbytes" -v pu="$xpush" -v f="$x
   printf "pushes per change: %.0f (one per client); bytes per push: %.0f (one resource)\n", pu, by
   printf "for scale: the 1000 Workloads as one state-of-the-world push: %.0f bytes (%.0fx)\n", f, f/by
 }' | tee "$out/xds-summary.txt"
+
+# ---- translation (issue 4): 10k pods / 2k Services / 2k HTTPRoutes ----
+echo
+echo "== translate: full and incremental, $count samples each"
+go test -run '^$' -bench 'TranslateFull|Incremental' -benchmem -count "$count" ./istiod-lite/translate/ | tee "$out/translate.txt"
+tmed() {
+  awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" {print $3}' "$out/translate.txt" | sort -g |
+    awk '{a[NR]=$1} END {if (NR==0) {print "NaN"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'
+}
+tf=$(tmed BenchmarkTranslateFull); tp=$(tmed BenchmarkIncrementalPod); tr=$(tmed BenchmarkIncrementalRoute)
+heap=$(go test -run TestTranslateScale -v ./istiod-lite/translate/ | sed -n 's/.*heap \([0-9]*\) MB.*/\1/p')
+echo
+echo "== translate summary (medians)"
+awk -v f="$tf" -v p="$tp" -v r="$tr" -v h="$heap" 'BEGIN {
+  printf "full translation, 10k pods/2k services/2k routes: %.0f ms (goal < 1000 ms), heap after %s MB (goal < 500 MB)\n", f/1e6, h
+  printf "one pod change (incremental):   %.1f ms\n", p/1e6
+  printf "one route change (incremental): %.1f ms\n", r/1e6
+}' | tee "$out/translate-summary.txt"
