@@ -32,6 +32,38 @@ awk -v s="$sign" -v v="$svid" -v g="$grpc" -v h="$hb" -v p="$plain" 'BEGIN {
   printf "HBONE / plain handshake cost:                   %7.2fx\n", h/p
 }' | tee "$out/summary.txt"
 
+# ---- HBONE (issue 5): ztunnel/hbone vs direct TCP and net/http's HTTP/2 ----
+# Default GOMAXPROCS: the HBONE path is a pipeline (client writer, server
+# read loop, splice) that uses both cores. cpu-ns/op is this process's CPU
+# time per operation (both ends and the app run in it).
+echo
+echo "== HBONE: ztunnel/hbone, $count samples each"
+go test -run '^$' -bench . -benchmem -count "$count" ./ztunnel/hbone/ | tee "$out/hbone.txt"
+
+# hmed BENCH UNIT: median of the value reported with UNIT for BENCH
+hmed() {
+  awk -v b="$1" -v u="$2" '$1 ~ "^"b"(-[0-9]+)?$" {for (i = 3; i <= NF; i++) if ($i == u) print $(i-1)}' "$out/hbone.txt" | sort -g |
+    awk '{a[NR]=$1} END {if (NR==0) {print "NaN"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'
+}
+t_tcp=$(hmed BenchmarkThroughput/tcp MB/s); t_hb=$(hmed BenchmarkThroughput/hbone MB/s); t_std=$(hmed BenchmarkThroughput/nethttp MB/s)
+c_tcp=$(hmed BenchmarkThroughput/tcp cpu-ns/op); c_hb=$(hmed BenchmarkThroughput/hbone cpu-ns/op); c_std=$(hmed BenchmarkThroughput/nethttp cpu-ns/op)
+f_tcp=$(hmed BenchmarkFirstByte/tcp ns/op); f_warm=$(hmed BenchmarkFirstByte/hbone-warm ns/op)
+f_cold=$(hmed BenchmarkFirstByte/hbone-cold ns/op); f_std=$(hmed BenchmarkFirstByte/nethttp-warm ns/op)
+r_tcp=$(hmed BenchmarkRR64/tcp req/s); r_hb=$(hmed BenchmarkRR64/hbone req/s); r_std=$(hmed BenchmarkRR64/nethttp req/s)
+rc_tcp=$(hmed BenchmarkRR64/tcp cpu-ns/op); rc_hb=$(hmed BenchmarkRR64/hbone cpu-ns/op)
+idle=$(hmed BenchmarkIdleStreams B/idle-stream)
+echo
+echo "== HBONE summary (medians; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+awk -v tt="$t_tcp" -v th="$t_hb" -v ts="$t_std" -v ct="$c_tcp" -v ch="$c_hb" -v cs="$c_std" \
+    -v ft="$f_tcp" -v fw="$f_warm" -v fc="$f_cold" -v fs="$f_std" \
+    -v rt="$r_tcp" -v rh="$r_hb" -v rs="$r_std" -v rct="$rc_tcp" -v rch="$rc_hb" -v id="$idle" 'BEGIN {
+  printf "single stream: tcp %.0f MB/s, hbone %.0f MB/s (%.2fx tcp; goal >= 0.6x), net/http h2 %.0f MB/s\n", tt, th, th/tt, ts
+  printf "  CPU per 64 KiB: tcp %.0f µs, hbone %.0f µs (%.2fx), net/http h2 %.0f µs\n", ct/1e3, ch/1e3, ch/ct, cs/1e3
+  printf "first byte: tcp %.0f µs, hbone warm %.0f µs (+%.0f µs; goal <= +200), cold %.0f µs, net/http h2 warm %.0f µs\n", ft/1e3, fw/1e3, (fw-ft)/1e3, fc/1e3, fs/1e3
+  printf "1 KiB req/resp, 64 streams: tcp %.0f/s, hbone %.0f/s (%.2fx), net/http h2 %.0f/s; CPU per exchange %.0f vs %.0f µs\n", rt, rh, rh/rt, rs, rct/1e3, rch/1e3
+  printf "memory per idle stream (both ends + handler goroutine): %.0f B\n", id
+}' | tee "$out/hbone-summary.txt"
+
 # ---- redirect (issue 6): eBPF capture cost, enrol latency (root) ----
 echo
 echo "== redirect: eBPF capture (root), $count samples each"
