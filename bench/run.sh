@@ -145,3 +145,12 @@ awk -v f="$tf" -v p="$tp" -v r="$tr" -v h="$heap" 'BEGIN {
   printf "one pod change (incremental):   %.1f ms\n", p/1e6
   printf "one route change (incremental): %.1f ms\n", r/1e6
 }' | tee "$out/translate-summary.txt"
+
+# ---- waypoint L7 engine (issue 8): plaintext listener vs NGINX and HAProxy ----
+# Same 100-route table (translated once; NGINX and HAProxy configs are
+# generated from the translated table), same two backends, HTTP/1.1
+# keep-alive (wrk) and h2c (h2load) at 64 connections, proxies pinned to
+# CPU 0 and load + backends to CPU 1. Rounds interleave the three proxies.
+echo
+echo "== waypoint L7 engine vs NGINX / HAProxy (ROUNDS=${WAYPOINT_ROUNDS:-3}, ${WAYPOINT_DURATION:-10}s each)"
+ROUNDS=${WAYPOINT_ROUNDS:-3} DURATION=${WAYPOINT_DURATION:-10} bench/waypoint.sh
