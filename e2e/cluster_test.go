@@ -128,6 +128,35 @@ func TestClusterEcho(t *testing.T) {
 	if r.Pod != pods[1].Name || !strings.HasPrefix(r.RemoteAddr, pods[0].Status.PodIP+":") {
 		t.Fatalf("pod-to-pod across nodes: answer %+v, want pod %s seeing source %s", r, pods[1].Name, pods[0].Status.PodIP)
 	}
+	// Cluster DNS: from a pod on each node, the Service by its short name
+	// (search list), <svc>.<ns>, the FQDN, and a Service in another namespace.
+	if !c.DNSIP().IsValid() {
+		t.Fatal("cluster DNS is off; Up deploys it by default")
+	}
+	kube, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods {
+		for name, want := range map[string]string{
+			"echo":                              vip,
+			"echo." + ns:                        vip,
+			"echo." + ns + ".svc.cluster.local": vip,
+			"kubernetes.default":                kube.Spec.ClusterIP,
+		} {
+			var addrs []string
+			_, err := cluster.Eventually(ctx, 30*time.Second, func(ctx context.Context) (string, error) {
+				var err error
+				addrs, err = cluster.EchoLookup(ctx, &pods[i], name)
+				return "", err
+			})
+			if err != nil || len(addrs) != 1 || addrs[0] != want {
+				t.Fatalf("DNS from pod %s on %s: %s -> %v %v, want %s", pods[i].Name, pods[i].Spec.NodeName, name, addrs, err, want)
+			}
+		}
+	}
+	t.Logf("cluster DNS %s answers from pods on every node", c.DNSIP())
+
 	// Logs go apiserver → kubelet (client cert, kubelet serving cert checked
 	// against the CA, InternalIP address type).
 	logs, err := cs.CoreV1().Pods(ns).GetLogs(pods[0].Name, &corev1.PodLogOptions{}).DoRaw(ctx)
@@ -161,14 +190,33 @@ func TestClusterEcho(t *testing.T) {
 	}
 }
 
-// askService sends 20 requests through get and asserts every answer names
-// one of the backends and both backends answered.
+// askService waits until every backend has answered through get, then sends
+// 20 requests and asserts every answer names one of the backends and both
+// backends answered.
 func askService(ctx context.Context, t *testing.T, url string, backends map[string]string, get func(context.Context) (string, error)) map[string]int {
 	t.Helper()
-	// The first answer may take until kube-proxy on the client's node has
-	// programmed the endpoints; after that every answer must be right.
-	if _, err := cluster.Eventually(ctx, 30*time.Second, get); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+	// Until kube-proxy on the client's node has programmed every endpoint,
+	// requests may fail or reach only some backends: wait (30 s at most)
+	// until each backend has answered once. Every answer must still come
+	// from a backend; after that all 20 must be right.
+	first := map[string]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(first) < len(backends) {
+		out, err := get(ctx)
+		if err == nil {
+			r, perr := cluster.ParseEcho(out)
+			if perr != nil {
+				t.Fatalf("GET %s: %v", url, perr)
+			}
+			if _, ok := backends[r.Pod]; !ok {
+				t.Fatalf("GET %s answered by %q, not one of the backends %v", url, r.Pod, backends)
+			}
+			first[r.Pod] = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: after 30 s only %v of %v answered (last error: %v)", url, first, backends, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	seen := map[string]int{}
 	for range 20 {

@@ -27,13 +27,14 @@ var KubeComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager
 // Timings of the phases of Up.
 type Timings struct {
 	Deps         time.Duration `json:"deps"`         // hack/deps.sh cluster
-	Build        time.Duration `json:"build"`        // hack/kube-bins.sh
+	Build        time.Duration `json:"build"`        // hack/kube-bins.sh (+ hack/image-bins.sh for DNS and conformance images)
 	PKI          time.Duration `json:"pki"`          // CA, certificates, kubeconfigs
-	Images       time.Duration `json:"images"`       // pause + echo build (runs beside the control plane)
+	Images       time.Duration `json:"images"`       // pause + echo (+ coredns, conformance) image tarballs (built beside the control plane)
 	Network      time.Duration `json:"network"`      // bridge, namespaces, veths, routes
 	ControlPlane time.Duration `json:"controlPlane"` // etcd + apiserver ready, kcm + scheduler started
 	NodesStarted time.Duration `json:"nodesStarted"` // containerd up, images imported, kubelet + kube-proxy started
 	NodesReady   time.Duration `json:"nodesReady"`   // every node Ready, not-ready taint gone, kube-proxy healthy
+	DNS          time.Duration `json:"dns"`          // CoreDNS deployed, ready and answering
 	Total        time.Duration `json:"total"`
 }
 
@@ -91,7 +92,16 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		}
 	}
 	if !o.SkipBuild {
-		if err := phase("build", &c.Timings.Build, func() error { return runHack(ctx, l, "kube-bins.sh", KubeComponents...) }); err != nil {
+		if err := phase("build", &c.Timings.Build, func() error {
+			if err := runHack(ctx, l, "kube-bins.sh", KubeComponents...); err != nil {
+				return err
+			}
+			if comps := thirdPartyComponents(o); len(comps) > 0 {
+				_, err := ThirdPartyBins(ctx, l.RepoDir, comps...)
+				return err
+			}
+			return nil
+		}); err != nil {
 			return nil, fmt.Errorf("cluster: up: %w", err)
 		}
 	}
@@ -99,6 +109,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		if _, err := os.Stat(l.bin(b)); err != nil {
 			return nil, fmt.Errorf("cluster: up: %s: %w (hack/kube-bins.sh builds it)", b, err)
 		}
+	}
+	if why := missingThirdParty(l); why != "" {
+		return nil, fmt.Errorf("cluster: up: %s", why)
 	}
 	for _, b := range []string{"containerd", "ctr", "runc", "nsenter", "unshare", "ip", "iptables", "curl"} {
 		if _, err := exec.LookPath(b); err != nil {
@@ -120,9 +133,11 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	// Images build while the network and the control plane come up.
 	imagesDone := make(chan error, 1)
+	var tarballs []string
 	go func() {
 		t := time.Now()
-		err := buildBuiltinImages(ctx, l)
+		var err error
+		tarballs, err = buildImages(ctx, l)
 		c.Timings.Images = time.Since(t)
 		imagesDone <- err
 	}()
@@ -148,11 +163,22 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: up: %w", err)
 	}
-	if err := phase("nodes-started", &c.Timings.NodesStarted, func() error { return startNodes(ctx, l, cs, waitImages) }); err != nil {
+	images := func() ([]string, error) {
+		if err := waitImages(); err != nil {
+			return nil, err
+		}
+		return tarballs, nil // written before imagesDone: waitImages synchronises
+	}
+	if err := phase("nodes-started", &c.Timings.NodesStarted, func() error { return startNodes(ctx, l, cs, images) }); err != nil {
 		return nil, fmt.Errorf("cluster: up: %w", err)
 	}
 	if err := phase("nodes-ready", &c.Timings.NodesReady, func() error { return waitReady(ctx, l, cs, 3*time.Minute) }); err != nil {
 		return nil, fmt.Errorf("cluster: up: %w", err)
+	}
+	if !o.SkipDNS {
+		if err := phase("dns", &c.Timings.DNS, func() error { return deployDNS(ctx, l, cs, 3*time.Minute) }); err != nil {
+			return nil, fmt.Errorf("cluster: up: %w", err)
+		}
 	}
 	c.Timings.Total = time.Since(start)
 	st.Timings, st.Completed = c.Timings, true
@@ -195,18 +221,67 @@ func runHack(ctx context.Context, l layout, script string, args ...string) error
 	return nil
 }
 
-func buildBuiltinImages(ctx context.Context, l layout) error {
-	for _, gi := range builtinImages() {
-		if err := BuildGoImage(ctx, l.RepoDir, filepath.Join(l.ImageDir, "work"), gi, filepath.Join(l.ImageDir, imageFile(gi.Ref))); err != nil {
-			return err
+// thirdPartyComponents are the hack/image-bins.sh components o needs.
+func thirdPartyComponents(o Options) []string {
+	switch {
+	case o.ConformanceImages:
+		return []string{"coredns", "istio-echo", "echo-basic"}
+	case !o.SkipDNS:
+		return []string{"coredns"}
+	}
+	return nil
+}
+
+// missingThirdParty says which third-party binary Up needs and lacks, or "".
+func missingThirdParty(l layout) string {
+	vers := map[string]string{"coredns": CoreDNSVersion, "istio-echo": IstioEchoVersion, "echo-basic": GatewayAPIVersion}
+	bins := map[string][]string{"coredns": {"coredns"}, "istio-echo": {"istio-echo-server", "istio-echo-client"}, "echo-basic": {"echo-basic"}}
+	for _, c := range thirdPartyComponents(l.Options) {
+		for _, b := range bins[c] {
+			if _, err := os.Stat(filepath.Join(thirdPartyBinDir(l.RepoDir, c, vers[c]), b)); err != nil {
+				return fmt.Sprintf("%s: %v (hack/image-bins.sh %s builds it)", b, err, c)
+			}
 		}
 	}
-	return os.RemoveAll(filepath.Join(l.ImageDir, "work"))
+	return ""
+}
+
+// buildImages writes the tarballs of the images every node imports before
+// its kubelet starts: pause and echo, CoreDNS unless SkipDNS, and the
+// conformance images with ConformanceImages.
+func buildImages(ctx context.Context, l layout) ([]string, error) {
+	var out []string
+	for _, gi := range builtinImages() {
+		p := filepath.Join(l.ImageDir, imageFile(gi.Ref))
+		if err := BuildGoImage(ctx, l.RepoDir, filepath.Join(l.ImageDir, "work"), gi, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := os.RemoveAll(filepath.Join(l.ImageDir, "work")); err != nil {
+		return nil, err
+	}
+	switch {
+	case l.ConformanceImages: // includes CoreDNS
+		tars, err := buildConformanceImages(ctx, l.RepoDir, l.ImageDir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tars...)
+	case !l.SkipDNS:
+		img := CoreDNSImageSpec(thirdPartyBinDir(l.RepoDir, "coredns", CoreDNSVersion))
+		p := filepath.Join(l.ImageDir, imageFile(img.Ref))
+		if err := BuildImage(img, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // startNodes registers the Node objects (with their fixed pod CIDRs), then
 // brings every node up in parallel.
-func startNodes(ctx context.Context, l layout, cs kubernetes.Interface, waitImages func() error) error {
+func startNodes(ctx context.Context, l layout, cs kubernetes.Interface, images func() ([]string, error)) error {
 	for _, n := range l.Nodes {
 		obj := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: n.Name},
@@ -218,7 +293,7 @@ func startNodes(ctx context.Context, l layout, cs kubernetes.Interface, waitImag
 	}
 	errs := make(chan error, len(l.Nodes))
 	for _, n := range l.Nodes {
-		go func() { errs <- startNode(ctx, l, n, waitImages) }()
+		go func() { errs <- startNode(ctx, l, n, images) }()
 	}
 	var all []error
 	for range l.Nodes {
@@ -229,7 +304,7 @@ func startNodes(ctx context.Context, l layout, cs kubernetes.Interface, waitImag
 	return errors.Join(all...)
 }
 
-func startNode(ctx context.Context, l layout, n node, waitImages func() error) error {
+func startNode(ctx context.Context, l layout, n node, images func() ([]string, error)) error {
 	wrap := func(what string, err error) error { return fmt.Errorf("node %s: %s: %w", n.Name, what, err) }
 	procs, err := createNodeCgroups(n)
 	if err != nil {
@@ -242,11 +317,12 @@ func startNode(ctx context.Context, l layout, n node, waitImages func() error) e
 	if err := startContainerd(ctx, ctrd, n.containerdSock()); err != nil {
 		return wrap("containerd", err)
 	}
-	if err := waitImages(); err != nil {
+	tars, err := images()
+	if err != nil {
 		return wrap("images", err)
 	}
-	for _, gi := range builtinImages() {
-		if err := importImage(ctx, n, filepath.Join(l.ImageDir, imageFile(gi.Ref))); err != nil {
+	for _, t := range tars {
+		if err := importImage(ctx, n, t); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}

@@ -17,7 +17,12 @@
 //     a hook for chained plugins (Options.ExtraCNIPlugins);
 //   - images built from static Go binaries with go-containerregistry
 //     (BuildImage, BuildGoImage) and imported with ctr: a pause image and an
-//     echo test application.
+//     echo test application; third-party programs (CoreDNS, Istio's echo
+//     server and client, the conformance module's echo-basic) built from the
+//     module proxy by hack/image-bins.sh and packaged under the names the
+//     Gateway API conformance manifests use (LoadConformanceImages);
+//   - cluster DNS unless Options.SkipDNS: CoreDNS as kube-system/kube-dns on
+//     the 10th Service address, named by every kubelet as clusterDNS.
 //
 // Down removes all of it and restores the sysctls the components changed;
 // Snapshot and Leaks check that nothing is left. Everything lives under

@@ -76,6 +76,14 @@ func upDownOnce(ctx context.Context, t *testing.T, o cluster.Options, before clu
 	if !names[r.Pod] {
 		t.Fatalf("%s answered by %q, not a backend of %v", url, r.Pod, names)
 	}
+	if c.DNSIP().IsValid() {
+		checkDNS(ctx, t, &pods[0], map[string]string{
+			"echo":                           svc.Spec.ClusterIP,
+			"echo.default":                   svc.Spec.ClusterIP,
+			"echo.default.svc.cluster.local": svc.Spec.ClusterIP,
+			"kubernetes.default":             "",
+		})
+	}
 
 	during, err := cluster.TakeSnapshot(ctx, o)
 	if err != nil {
@@ -170,4 +178,25 @@ func haveBinaries(o cluster.Options) string {
 		return "CNI plugins not installed (hack/deps.sh cluster)"
 	}
 	return ""
+}
+
+// checkDNS asks an echo pod to resolve each name (as its programs do) and
+// compares the single address with want (any address when want is "").
+func checkDNS(ctx context.Context, t *testing.T, pod *corev1.Pod, want map[string]string) {
+	t.Helper()
+	for name, ip := range want {
+		var addrs []string
+		_, err := cluster.Eventually(ctx, 30*time.Second, func(ctx context.Context) (string, error) {
+			var err error
+			addrs, err = cluster.EchoLookup(ctx, pod, name)
+			return "", err
+		})
+		if err != nil {
+			t.Fatalf("DNS from pod %s: %v", pod.Name, err)
+		}
+		if len(addrs) != 1 || (ip != "" && addrs[0] != ip) {
+			t.Fatalf("DNS from pod %s: %s resolved to %v, want [%s]", pod.Name, name, addrs, ip)
+		}
+		t.Logf("DNS from pod %s: %s -> %s", pod.Name, name, addrs[0])
+	}
 }

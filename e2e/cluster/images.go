@@ -29,13 +29,16 @@ import (
 // `ctr images import` loads into each node's containerd under its tag. Pods
 // use such images with imagePullPolicy IfNotPresent or Never.
 
-// File is one file of an image: exactly one of Data, HostPath or Symlink.
+// File is one file of an image: exactly one of Data, HostPath, Symlink or
+// Dir.
 type File struct {
 	Data     []byte
 	HostPath string // copied from the host
 	Symlink  string // target of a symbolic link
-	// Mode is the permission bits; default 0755 for HostPath and Data whose
-	// path is under a bin directory, else 0644.
+	Dir      bool   // an (empty) directory, e.g. /tmp with Mode 01777
+	// Mode is the permission bits (plus sticky/setuid bits); default 0755
+	// for HostPath, for Data whose path is under a bin directory and for
+	// Dir, else 0644.
 	Mode fs.FileMode
 }
 
@@ -43,6 +46,9 @@ type File struct {
 type Image struct {
 	// Ref is the image's name and tag, e.g. "warren.local/echo:dev".
 	Ref string
+	// ExtraRefs are more names for the same image, written into the same
+	// tarball (`ctr images import` creates every one of them).
+	ExtraRefs []string
 	// Files maps absolute paths in the image to their content. Parent
 	// directories are added (0755).
 	Files      map[string]File
@@ -57,9 +63,14 @@ type Image struct {
 // BuildImage writes img as an image tarball (the `docker save` layout that
 // `ctr images import` reads, tagged img.Ref) to out.
 func BuildImage(img Image, out string) error {
-	tag, err := name.NewTag(img.Ref)
-	if err != nil {
-		return fmt.Errorf("cluster: image %s: %w", img.Ref, err)
+	refs := map[name.Reference]v1.Image{}
+	var tags []name.Tag
+	for _, r := range append([]string{img.Ref}, img.ExtraRefs...) {
+		tag, err := name.NewTag(r)
+		if err != nil {
+			return fmt.Errorf("cluster: image %s: %w", img.Ref, err)
+		}
+		tags = append(tags, tag)
 	}
 	layerTar, err := tarFiles(img.Files)
 	if err != nil {
@@ -101,8 +112,11 @@ func BuildImage(img Image, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("cluster: image %s: %w", img.Ref, err)
 	}
+	for _, tag := range tags {
+		refs[tag] = im
+	}
 	tmp := out + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, im); err != nil {
+	if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("cluster: image %s: write %s: %w", img.Ref, out, err)
 	}
@@ -144,6 +158,11 @@ func tarFiles(files map[string]File) ([]byte, error) {
 		switch {
 		case !isFile:
 			hdr.Typeflag, hdr.Mode, hdr.Name = tar.TypeDir, 0o755, hdr.Name+"/"
+		case f.Dir:
+			hdr.Typeflag, hdr.Mode, hdr.Name = tar.TypeDir, 0o755, hdr.Name+"/"
+			if f.Mode != 0 {
+				hdr.Mode = tarMode(f.Mode)
+			}
 		case f.Symlink != "":
 			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, f.Symlink, 0o777
 		default:
@@ -162,7 +181,7 @@ func tarFiles(files map[string]File) ([]byte, error) {
 					mode = 0o755
 				}
 			}
-			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, int64(mode.Perm()), int64(len(data))
+			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, tarMode(mode), int64(len(data))
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
@@ -175,6 +194,21 @@ func tarFiles(files map[string]File) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// tarMode converts permission and sticky/setuid/setgid bits to tar's mode.
+func tarMode(m fs.FileMode) int64 {
+	t := int64(m.Perm())
+	if m&fs.ModeSticky != 0 {
+		t |= 0o1000
+	}
+	if m&fs.ModeSetgid != 0 {
+		t |= 0o2000
+	}
+	if m&fs.ModeSetuid != 0 {
+		t |= 0o4000
+	}
+	return t
 }
 
 // GoBuild builds the main package pkg (an import path or ./relative to
@@ -238,17 +272,26 @@ func BuildGoImage(ctx context.Context, repoDir, workDir string, gi GoImage, out 
 		img.Files[p] = File{HostPath: bin, Mode: 0o755}
 	}
 	if gi.Busybox {
-		if _, err := os.Stat(busyboxPath); err != nil {
-			return fmt.Errorf("cluster: image %s: busybox: %w (hack/deps.sh cluster installs busybox-static)", gi.Ref, err)
-		}
-		img.Files["/bin/busybox"] = File{HostPath: busyboxPath, Mode: 0o755}
-		for _, a := range busyboxApplets {
-			if _, taken := img.Files["/bin/"+a]; !taken {
-				img.Files["/bin/"+a] = File{Symlink: "busybox"}
-			}
+		if err := addBusybox(img.Files); err != nil {
+			return fmt.Errorf("cluster: image %s: %w", gi.Ref, err)
 		}
 	}
 	return BuildImage(img, out)
+}
+
+// addBusybox adds Debian's static busybox as /bin/busybox with /bin/sh and
+// the common applets linked to it.
+func addBusybox(files map[string]File) error {
+	if _, err := os.Stat(busyboxPath); err != nil {
+		return fmt.Errorf("busybox: %w (hack/deps.sh cluster installs busybox-static)", err)
+	}
+	files["/bin/busybox"] = File{HostPath: busyboxPath, Mode: 0o755}
+	for _, a := range busyboxApplets {
+		if _, taken := files["/bin/"+a]; !taken {
+			files["/bin/"+a] = File{Symlink: "busybox"}
+		}
+	}
+	return nil
 }
 
 // builtinImages are the images every cluster gets: the sandbox (pause) image

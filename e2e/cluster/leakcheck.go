@@ -122,7 +122,10 @@ func TakeSnapshot(ctx context.Context, o Options) (Snapshot, error) {
 	}
 
 	// The cluster's own entries in the shared paths; stale shim sockets
-	// (nobody listens: a killed shim's leftover, whoever's it was).
+	// (nobody listens: a killed shim's leftover, whoever's it was — so,
+	// like the sysctls, Leaks judges them only when no other cluster was
+	// up: one going down at that moment has killed its shims and not yet
+	// removed their sockets).
 	for _, p := range ownSharedEntries(l) {
 		add("file", p)
 	}
@@ -132,7 +135,7 @@ func TakeSnapshot(ctx context.Context, o Options) (Snapshot, error) {
 		if c, err := net.Dial("unix", p); err == nil {
 			c.Close()
 		} else {
-			add("file", p+" (stale)")
+			add("stale-socket", p)
 		}
 	}
 	if _, err := os.Stat(l.StateDir); err == nil {
@@ -181,14 +184,15 @@ func cidrMark(prefix string) string {
 const hostKey = "_host"
 
 // Leaks returns what after holds that before did not, and sysctls whose value
-// changed, as "category: entry" lines. Sysctls and shared paths count only
-// when both snapshots were taken with no other local cluster up.
+// changed, as "category: entry" lines. Sysctls, shared paths and stale shim
+// sockets count only when both snapshots were taken with no other local
+// cluster up.
 func Leaks(before, after Snapshot) []string {
 	var out []string
 	cats := make([]string, 0, len(after))
 	host := len(before[hostKey]) > 0 && len(after[hostKey]) > 0
 	for c := range after {
-		if c == hostKey || (!host && (c == "sysctl" || c == "shared-path")) {
+		if c == hostKey || (!host && (c == "sysctl" || c == "shared-path" || c == "stale-socket")) {
 			continue
 		}
 		cats = append(cats, c)

@@ -103,6 +103,10 @@ func (l layout) cniConfig(n node) ([]byte, error) {
 }
 
 func (l layout) kubeletConfig(n node) string {
+	clusterDNS := "" // without cluster DNS, pods get the host's resolv.conf
+	if !l.SkipDNS {
+		clusterDNS = fmt.Sprintf("clusterDNS: [%q]\n", l.DNSIP)
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: %[1]s
@@ -133,9 +137,9 @@ failCgroupV1: false
 failSwapOn: false
 podLogsDir: %[7]s
 volumePluginDir: %[8]s
-clusterDomain: cluster.local
+clusterDomain: %[9]s
 resolvConf: /etc/resolv.conf
-imageGCHighThresholdPercent: 100
+%[10]simageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: "50Mi"
@@ -150,7 +154,8 @@ shutdownGracePeriodCriticalPods: 0s
 maxPods: 110
 nodeStatusReportFrequency: 10s
 `, n.IP, l.pki(n.Name+"-kubelet-serving.crt"), l.pki(n.Name+"-kubelet-serving.key"), l.pki("ca.crt"),
-		n.containerdSock(), n.Cgroup, n.path("pod-logs"), n.path("kubelet", "volume-plugins"))
+		n.containerdSock(), n.Cgroup, n.path("pod-logs"), n.path("kubelet", "volume-plugins"),
+		ClusterDomain, clusterDNS)
 }
 
 func (l layout) kubeProxyConfig(n node) string {

@@ -90,9 +90,22 @@ type Options struct {
 	// node's conflist after bridge and portmap: the hook a chained plugin such
 	// as warren-cni uses. Each entry is one plugin's JSON object.
 	ExtraCNIPlugins []json.RawMessage
+	// SkipDNS runs the cluster without cluster DNS. By default Up deploys
+	// CoreDNS (built from source by hack/image-bins.sh) as kube-system/coredns
+	// behind the Service kube-system/kube-dns on the 10th address of
+	// ServiceCIDR (10.96.0.10 by default), and every kubelet names that
+	// address as clusterDNS. With SkipDNS the kubelets set no clusterDNS and
+	// pods get the host's resolv.conf; the images are then only pause and
+	// echo (what `make test`'s smoke test wants).
+	SkipDNS bool
+	// ConformanceImages also builds and imports the images the Gateway API
+	// conformance suite runs, under its names (ConformanceImages()); see
+	// (*Cluster).LoadConformanceImages to add them to a running cluster.
+	ConformanceImages bool
 	// SkipDeps skips `hack/deps.sh cluster` (the Debian packages) in Up.
 	SkipDeps bool
-	// SkipBuild skips `hack/kube-bins.sh` in Up; the binaries must exist.
+	// SkipBuild skips `hack/kube-bins.sh` and `hack/image-bins.sh` in Up;
+	// the binaries must exist.
 	SkipBuild bool
 	// OnPhase, when set, is called as each phase of Up ends (for progress
 	// output; the library itself never logs).
@@ -233,6 +246,7 @@ type layout struct {
 	Bridge      string
 	BridgeIP    netip.Addr
 	ServiceIP   netip.Addr // first address of ServiceCIDR: the kubernetes Service
+	DNSIP       netip.Addr // 10th address of ServiceCIDR: kube-dns (when DNS is on)
 	Nodes       []node
 	PKIDir      string
 	LogDir      string
@@ -251,6 +265,7 @@ func newLayout(o Options) layout {
 	l.Bridge = o.Name + "-br"
 	l.BridgeIP = o.NodeSubnet.Addr().Next()
 	l.ServiceIP = o.ServiceCIDR.Addr().Next()
+	l.DNSIP = dnsIP(o.ServiceCIDR)
 	l.PKIDir = filepath.Join(o.StateDir, "pki")
 	l.LogDir = filepath.Join(o.StateDir, "logs")
 	l.RunDir = filepath.Join(o.StateDir, "run")

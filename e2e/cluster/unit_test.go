@@ -228,11 +228,11 @@ func TestMountinfoAndMarks(t *testing.T) {
 		t.Fatal(cidrMark("10.244.0.0/16"))
 	}
 	before := Snapshot{"link": {"wk-br"}, "sysctl": {"kernel/panic=0"}, hostKey: {"recorded"}}
-	after := Snapshot{"link": {"wk-br", "wk-n1"}, "sysctl": {"kernel/panic=10"}, hostKey: {"recorded"}}
-	if got := strings.Join(Leaks(before, after), ";"); got != "link: wk-n1;sysctl: kernel/panic=10" {
+	after := Snapshot{"link": {"wk-br", "wk-n1"}, "sysctl": {"kernel/panic=10"}, "stale-socket": {"/run/containerd/s/ab"}, hostKey: {"recorded"}}
+	if got := strings.Join(Leaks(before, after), ";"); got != "link: wk-n1;stale-socket: /run/containerd/s/ab;sysctl: kernel/panic=10" {
 		t.Fatalf("leaks %q", got)
 	}
-	delete(after, hostKey) // another cluster was up: sysctls are not ours to judge
+	delete(after, hostKey) // another cluster was up: sysctls and stale sockets are not ours to judge
 	if got := strings.Join(Leaks(before, after), ";"); got != "link: wk-n1" {
 		t.Fatalf("leaks %q", got)
 	}

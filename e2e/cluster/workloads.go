@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -203,4 +207,35 @@ func Eventually(ctx context.Context, timeout time.Duration, f func(context.Conte
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// EchoLookup asks an echo pod to resolve name the way programs in the pod do
+// (GET /lookup on its port 8080, which uses the pod's resolv.conf: cluster
+// DNS, search list, ndots) and returns the addresses. The host reaches pod
+// IPs directly.
+func EchoLookup(ctx context.Context, pod *corev1.Pod, name string) ([]string, error) {
+	u := "http://" + net.JoinHostPort(pod.Status.PodIP, "8080") + "/lookup?name=" + url.QueryEscape(name)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: pod %s/%s: lookup %s: %w", pod.Namespace, pod.Name, name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var l struct {
+		Addrs []string `json:"addrs"`
+		Error string   `json:"error"`
+	}
+	if err := json.Unmarshal(body, &l); err != nil {
+		return nil, fmt.Errorf("cluster: pod %s/%s: lookup %s: %d %q", pod.Namespace, pod.Name, name, resp.StatusCode, truncate(string(body), 200))
+	}
+	if l.Error != "" || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("cluster: pod %s/%s: lookup %s: %s", pod.Namespace, pod.Name, name, l.Error)
+	}
+	return l.Addrs, nil
 }

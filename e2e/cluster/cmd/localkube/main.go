@@ -27,7 +27,8 @@ func usage() {
   up          start the cluster (builds Kubernetes once, installs Debian packages)
   down        remove everything up created
   status      show processes, nodes and pods
-  load-image  import image tarballs, or build one from Go packages (-ref, -go), into every node
+  load-image  import image tarballs, build one from Go packages (-ref, -go), or build the
+              Gateway API conformance images (-conformance), into every node
 
 flags:
 `)
@@ -42,10 +43,13 @@ func main() {
 	fs.StringVar(&o.StateDir, "state-dir", "", "state directory (default "+cluster.DefaultStateDir+"[-<name>])")
 	fs.IntVar(&o.Nodes, "nodes", cluster.DefaultNodes, "number of nodes (up)")
 	fs.BoolVar(&o.SkipDeps, "skip-deps", false, "do not run hack/deps.sh cluster (up)")
-	fs.BoolVar(&o.SkipBuild, "skip-build", false, "do not run hack/kube-bins.sh (up)")
+	fs.BoolVar(&o.SkipBuild, "skip-build", false, "do not run hack/kube-bins.sh and hack/image-bins.sh (up)")
+	dns := fs.Bool("dns", true, "up: deploy cluster DNS (CoreDNS as kube-system/kube-dns on the 10th Service address)")
+	fs.BoolVar(&o.ConformanceImages, "conformance-images", false, "up: also import the Gateway API conformance images (echo-advanced, echo-basic, coredns)")
 	fs.IntVar(&o.Verbosity, "v", 0, "klog verbosity of the Kubernetes components (0 means 1)")
 	fs.BoolVar(&jsonLog, "json", false, "log JSON")
 	ref := fs.String("ref", "", "load-image: name:tag of an image to build from -go packages")
+	conformance := fs.Bool("conformance", false, "load-image: build and import the Gateway API conformance images")
 	var gopkgs multi
 	fs.Var(&gopkgs, "go", "load-image: main package to put in the image as /usr/local/bin/<base> (repeatable)")
 	busybox := fs.Bool("busybox", false, "load-image: add busybox-static as /bin/sh")
@@ -60,6 +64,7 @@ func main() {
 	cmd := args[0]
 	fs.Parse(args[1:]) // flags after the subcommand
 	rest := fs.Args()
+	o.SkipDNS = !*dns
 
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
 	if jsonLog {
@@ -81,7 +86,7 @@ func main() {
 	case "status":
 		err = status(ctx, o)
 	case "load-image":
-		err = loadImage(ctx, log, o, rest, *ref, gopkgs, *busybox, *entry)
+		err = loadImage(ctx, log, o, rest, *ref, gopkgs, *busybox, *entry, *conformance)
 	default:
 		usage()
 		os.Exit(2)
@@ -102,7 +107,11 @@ func up(ctx context.Context, log *slog.Logger, o cluster.Options) error {
 		log.Error("up failed: the partial cluster is left for inspection; `localkube down` removes it", "name", o.Name)
 		return err
 	}
-	log.Info("cluster up", "name", c.Name(), "total", c.Timings.Total.Round(time.Millisecond), "logs", c.LogDir())
+	args := []any{"name", c.Name(), "total", c.Timings.Total.Round(time.Millisecond), "logs", c.LogDir()}
+	if ip := c.DNSIP(); ip.IsValid() {
+		args = append(args, "dns", ip)
+	}
+	log.Info("cluster up", args...)
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	return nil
 }
@@ -146,10 +155,17 @@ func status(ctx context.Context, o cluster.Options) error {
 	return nil
 }
 
-func loadImage(ctx context.Context, log *slog.Logger, o cluster.Options, tarballs []string, ref string, gopkgs []string, busybox bool, entry string) error {
+func loadImage(ctx context.Context, log *slog.Logger, o cluster.Options, tarballs []string, ref string, gopkgs []string, busybox bool, entry string, conformance bool) error {
 	c, err := cluster.Open(o)
 	if err != nil {
 		return err
+	}
+	if conformance {
+		t := time.Now()
+		if err := c.LoadConformanceImages(ctx); err != nil {
+			return err
+		}
+		log.Info("conformance images built and loaded", "images", cluster.ConformanceImages(), "took", time.Since(t).Round(time.Millisecond))
 	}
 	if ref != "" {
 		if len(gopkgs) == 0 {
@@ -178,8 +194,8 @@ func loadImage(ctx context.Context, log *slog.Logger, o cluster.Options, tarball
 		}
 		log.Info("images loaded", "tarballs", tarballs, "nodes", len(c.Nodes()))
 	}
-	if ref == "" && len(tarballs) == 0 {
-		return fmt.Errorf("load-image: name tarballs or -ref with -go")
+	if ref == "" && len(tarballs) == 0 && !conformance {
+		return fmt.Errorf("load-image: name tarballs, -ref with -go, or -conformance")
 	}
 	return nil
 }

@@ -76,6 +76,7 @@ func main() {
 func handler(me Reply) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/lookup", lookup(net.DefaultResolver))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		rep := me
 		rep.RemoteAddr, rep.Host, rep.Method, rep.Path, rep.Headers = r.RemoteAddr, r.Host, r.Method, r.URL.Path, r.Header
@@ -84,6 +85,32 @@ func handler(me Reply) http.Handler {
 		json.NewEncoder(w).Encode(rep)
 	})
 	return mux
+}
+
+// Lookup is the JSON body of /lookup?name=<host>.
+type Lookup struct {
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs,omitempty"`
+	Error string   `json:"error,omitempty"`
+}
+
+// lookup resolves the name query parameter as any application in the pod
+// does (its resolv.conf: cluster DNS, search list, ndots), for tests of the
+// cluster DNS. A failed lookup answers 502 with the error.
+func lookup(r *net.Resolver) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		res := Lookup{Name: req.URL.Query().Get("name")}
+		ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+		defer cancel()
+		addrs, err := r.LookupHost(ctx, res.Name)
+		res.Addrs = addrs
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			res.Error = err.Error()
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		json.NewEncoder(w).Encode(res)
+	}
 }
 
 // listen opens a plain TCP listener (no MPTCP, so the socket works with every

@@ -51,3 +51,23 @@ func TestTCPGreetsAndEchoes(t *testing.T) {
 		t.Fatalf("echo %q %v", back, err)
 	}
 }
+
+func TestLookup(t *testing.T) {
+	srv := httptest.NewServer(handler(Reply{Pod: "echo-1"}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name string
+		code int
+	}{{"localhost", http.StatusOK}, {"no-such-host.invalid", http.StatusBadGateway}} {
+		resp, err := http.Get(srv.URL + "/lookup?name=" + tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l Lookup
+		err = json.NewDecoder(resp.Body).Decode(&l)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != tc.code || l.Name != tc.name || (tc.code == http.StatusOK) != (len(l.Addrs) > 0 && l.Error == "") {
+			t.Fatalf("lookup %s: %d %+v %v", tc.name, resp.StatusCode, l, err)
+		}
+	}
+}
