@@ -68,7 +68,7 @@ var analyzerCodes = []analyzerCode{
 	{codeStrictNotInMesh, sevWarning, "StrictMTLSOutsideMesh", "strict mTLS mode on a pod that is not in the mesh has no effect", ""},
 	{codeRootExpired, sevError, "RootExpired", "a root of the trust bundle has expired", "the cluster's root ConfigMap, istiod-lite, or --trust-bundle"},
 	{codeRootExpiring, sevWarning, "RootExpiring", "a root of the trust bundle expires within --root-expiry-warning", "the cluster's root ConfigMap, istiod-lite, or --trust-bundle"},
-	{codePolicyL7AtZtunnel, sevError, "PolicyL7AtZtunnel", "an AuthorizationPolicy with method/path/header conditions is also enforced by ztunnel on its target's workloads, where it refuses connections the waypoint would allow", ""},
+	{codePolicyL7AtZtunnel, sevError, "PolicyL7AtZtunnel", "an AuthorizationPolicy with method/path/header conditions targets a namespace (ztunnel) as well as a waypoint: ztunnel refuses connections the waypoint would allow", ""},
 }
 
 // severityOf returns a code's severity.

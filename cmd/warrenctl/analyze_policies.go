@@ -49,7 +49,7 @@ func (a *analyzer) policies() {
 				fmt.Sprintf("target a Service served by a waypoint, or the waypoint Gateway itself (warrenctl waypoint apply -n %s)", ap.Namespace))
 		case l7 && ztunnel:
 			a.report(codePolicyL7AtZtunnel, "AuthorizationPolicy", ap.Namespace, ap.Name, a.l7AtZtunnelMessage(key),
-				"target the waypoint Gateway instead of the Service (only the waypoint enforces it then), or give each L7 rule L4 conditions (from, ports) that keep it from matching everything")
+				"drop the Namespace target and keep the waypoint Gateway (or Service) targets, so only the waypoint enforces it, or give each L7 rule L4 conditions (from, ports) that keep it from matching everything")
 		}
 	}
 }
@@ -107,12 +107,13 @@ func (a *analyzer) enforcers(ap *secv1.AuthorizationPolicy, users map[string][]s
 					pods = append(pods, p.Name)
 				}
 			}
+			// As translate does: a Service with a waypoint has its policies
+			// enforced there; without one, by ztunnel on its pods.
 			b := ix.WaypointForService(svc)
-			if enrolledIn(pods) {
-				ztunnel = true
-			}
 			if b.Gateway != nil {
 				waypoint = true
+			} else if enrolledIn(pods) {
+				ztunnel = true
 			}
 			if !enrolledIn(pods) && b.Gateway == nil {
 				reasons = append(reasons, fmt.Sprintf("Service %s has no workload in the mesh and no waypoint", model.Key(svc.Namespace, svc.Name)))

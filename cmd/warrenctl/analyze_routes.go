@@ -145,7 +145,7 @@ func (a *analyzer) shadowedIn(l7 *warrenv1.L7Service, port uint32, table string,
 				why = "both routes match the same requests and the older (then alphabetically first) route wins"
 			} else if pi, pj := routes[i].GetMatch().GetPath(), routes[j].GetMatch().GetPath(); pi.GetType() == warrenv1.MatchType_PREFIX && pj.GetType() == warrenv1.MatchType_PREFIX &&
 				strings.TrimRight(pi.GetValue(), "/") == strings.TrimRight(pj.GetValue(), "/") {
-				why = fmt.Sprintf("prefixes %s and %s match the same paths, but precedence compares them as written, so the trailing / ranks first regardless of age", pi.GetValue(), pj.GetValue())
+				why = fmt.Sprintf("prefixes %s and %s match the same paths (a trailing / does not count), so the older (then alphabetically first) route wins", pi.GetValue(), pj.GetValue())
 			}
 			a.report(codeRouteShadowed, sj.GetKind(), sj.GetNamespace(), sj.GetName(),
 				fmt.Sprintf("rule %d match %d {%s} on Service %s/%s port %d (%s) never matches: entry %d, %s {%s}, comes first: %s",

@@ -273,11 +273,31 @@ status: {phase: Running, podIP: 10.244.1.70}`},
 		roots: []rootInfo{{Subject: "old", Serial: "1", NotAfter: time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)}, {Subject: "new", Serial: "2", NotAfter: fixedNow.AddDate(5, 0, 0)}}},
 	{code: codeRootExpiring, name: "root expiring in a week", object: "TrustBundle root soon (serial 3)", in: "in 7d",
 		roots: []rootInfo{{Subject: "soon", Serial: "3", NotAfter: fixedNow.Add(7 * 24 * time.Hour)}}},
-	{code: codePolicyL7AtZtunnel, name: "service-targeted ALLOW with a method condition", object: "AuthorizationPolicy app/p", in: "its ALLOW rules with method/path/header conditions never match there", yaml: `
+	{code: codePolicyL7AtZtunnel, name: "namespace and waypoint targeted ALLOW with a method condition", object: "AuthorizationPolicy app/p", in: "its ALLOW rules with method/path/header conditions never match there", yaml: `
 apiVersion: security.warren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: {name: p, namespace: app}
-spec: {targetRefs: [{group: "", kind: Service, name: svc}], rules: [{to: {methods: [GET]}}]}`},
+spec: {targetRefs: [{group: "", kind: Namespace, name: app}, {group: gateway.networking.k8s.io, kind: Gateway, name: wp}], rules: [{to: {methods: [GET]}}]}`},
+	{code: codePolicyL7NoWaypoint, name: "service without waypoint, L7 rule", object: "AuthorizationPolicy plain/p", in: "only ztunnel enforces it", yaml: `
+apiVersion: v1
+kind: Namespace
+metadata: {name: plain, labels: {warren.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: plain}
+spec: {clusterIP: 10.96.0.40, ports: [{name: http, port: 80}], selector: {app: web}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: plain, labels: {app: web}}
+spec: {nodeName: node-a, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.244.1.90}
+---
+apiVersion: security.warren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: plain}
+spec: {targetRefs: [{group: "", kind: Service, name: web}], rules: [{to: {paths: ["/x"]}}]}`},
 }
 
 func analyzeCaseMesh(t *testing.T, c analyzeCase) *mesh {

@@ -44,7 +44,7 @@ func TestTracePredictions(t *testing.T) {
 		{name: "method and regex", from: "frontend/fe-0", method: "POST", url: "http://web.shop/upload/42",
 			outcome: outcomeForwarded, route: "HTTPRoute shop/web rule 4 (upload) match 0",
 			backends: share{"shop/api.shop.svc.cluster.local:80": 100}, endpoints: share{"shop/api-0": 100},
-			hop: "L4 policy: allowed (ALLOW policy shop/api-from-frontend matches)"},
+			hop: "L4 policy: allowed (no authorization policy applies)"},
 		{name: "wrong method falls through to 404", from: "frontend/fe-0", url: "http://web.shop/upload/42",
 			outcome: outcomeNoRoute, status: 404, hop: "method is GET, the route wants POST"},
 		{name: "regex must match the whole path", from: "frontend/fe-0", method: "POST", url: "http://web.shop/upload/42/x",

@@ -27,12 +27,14 @@ const (
 // authzIndex says which Authorization resources apply where.
 type authzIndex struct {
 	byNamespace map[string][]string // enforced by ztunnel on every workload of the namespace
-	byService   map[string][]string // by Service ns/name: ztunnel on its workloads, and its waypoint
-	byWaypoint  map[string][]string // by waypoint Gateway ns/name: the waypoint, for all its traffic
+	byService   map[string][]string // by Service ns/name without a waypoint: ztunnel on its workloads
+	// byServiceWaypoint: by Service ns/name with a waypoint: that waypoint
+	byServiceWaypoint map[string][]string
+	byWaypoint        map[string][]string // by waypoint Gateway ns/name: the waypoint, for all its traffic
 }
 
 func (t *translator) authorizationPolicies() {
-	t.authz = authzIndex{byNamespace: map[string][]string{}, byService: map[string][]string{}, byWaypoint: map[string][]string{}}
+	t.authz = authzIndex{byNamespace: map[string][]string{}, byService: map[string][]string{}, byServiceWaypoint: map[string][]string{}, byWaypoint: map[string][]string{}}
 	for _, ap := range t.ix.AuthorizationPolicies {
 		key := model.Key(ap.Namespace, ap.Name)
 		gen := ap.Generation
@@ -62,13 +64,19 @@ func (t *translator) authorizationPolicies() {
 					bad.add(ReasonTargetNotFound, "targetRef Service %s not found", model.Key(ap.Namespace, tr.Name))
 					continue
 				}
+				// A Service with a waypoint has its policies enforced there
+				// (where L7 conditions can be evaluated and the caller is the
+				// real client); ztunnel on the Service's pods would see the
+				// waypoint as the caller. Without a waypoint, ztunnel on the
+				// pods enforces the L4 part.
 				sk := model.Key(svc.Namespace, svc.Name)
-				t.authz.byService[sk] = append(t.authz.byService[sk], key)
-				w := "ztunnel on the workloads of Service " + sk
 				if b := t.ix.WaypointForService(svc); b.Gateway != nil {
-					w += " and waypoint " + model.Key(b.Gateway.Namespace, b.Gateway.Name)
+					t.authz.byServiceWaypoint[sk] = append(t.authz.byServiceWaypoint[sk], key)
+					where = append(where, "waypoint "+model.Key(b.Gateway.Namespace, b.Gateway.Name)+" for Service "+sk)
+				} else {
+					t.authz.byService[sk] = append(t.authz.byService[sk], key)
+					where = append(where, "ztunnel on the workloads of Service "+sk+" (no waypoint)")
 				}
-				where = append(where, w)
 			case tr.Group == gwv1.GroupName && tr.Kind == "Gateway":
 				gw := t.ix.Gateway(ap.Namespace, tr.Name)
 				if gw == nil || string(gw.Spec.GatewayClassName) != model.WaypointClass {
@@ -178,7 +186,7 @@ func (t *translator) policiesForWorkload(p *corev1.Pod) []string {
 
 // policiesForService lists the policies a waypoint enforces for a Service.
 func (t *translator) policiesForService(svc *corev1.Service, gw *gwv1.Gateway) []string {
-	names := append([]string(nil), t.authz.byService[model.Key(svc.Namespace, svc.Name)]...)
+	names := append([]string(nil), t.authz.byServiceWaypoint[model.Key(svc.Namespace, svc.Name)]...)
 	names = append(names, t.authz.byWaypoint[model.Key(gw.Namespace, gw.Name)]...)
 	return uniqueSorted(names)
 }

@@ -174,7 +174,7 @@ func httpBefore(a, b entry) bool {
 	if ra, rb := pathRank(pa), pathRank(pb); ra != rb {
 		return ra > rb
 	}
-	if la, lb := len(pa.GetValue()), len(pb.GetValue()); la != lb {
+	if la, lb := pathLen(pa), pathLen(pb); la != lb {
 		return la > lb
 	}
 	if ma, mb := a.route.Match.GetMethod() != "", b.route.Match.GetMethod() != ""; ma != mb {
@@ -187,6 +187,16 @@ func httpBefore(a, b entry) bool {
 		return qa > qb
 	}
 	return tieBreak(a, b)
+}
+
+// pathLen is the length that ranks a path match: a trailing slash of a
+// prefix does not count ("/v1/" and "/v1" match the same paths).
+func pathLen(p *warrenv1.PathMatch) int {
+	v := p.GetValue()
+	if p.GetType() == warrenv1.MatchType_PREFIX && len(v) > 1 {
+		v = strings.TrimSuffix(v, "/")
+	}
+	return len(v)
 }
 
 func pathRank(p *warrenv1.PathMatch) int {
