@@ -12,7 +12,7 @@ export KUBEBUILDER_ASSETS := $(KUBE_BIN_DIR)
 STATICCHECK    := $(CACHE)/bin/staticcheck
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT   ?= 45m
-BINARIES       := istiod-lite warrenctl
+BINARIES       := istiod-lite warrenctl waypoint warren-cni warren-node-agent
 
 .PHONY: all build test e2e demo bench conformance generate lint deps kube-bins fmt clean
 

@@ -154,3 +154,11 @@ awk -v f="$tf" -v p="$tp" -v r="$tr" -v h="$heap" 'BEGIN {
 echo
 echo "== waypoint L7 engine vs NGINX / HAProxy (ROUNDS=${WAYPOINT_ROUNDS:-3}, ${WAYPOINT_DURATION:-10}s each)"
 ROUNDS=${WAYPOINT_ROUNDS:-3} DURATION=${WAYPOINT_DURATION:-10} bench/waypoint.sh
+
+# ---- waypoint full HBONE path (issue 8): cmd/waypoint's proxy vs the plaintext engine ----
+# client → HBONE → waypoint (child process, its CPU measured alone) → HBONE
+# → stand-in ztunnel → backend, against client → TCP → engine → TCP →
+# backend; same table, same backends, 64 keep-alive clients, alternating.
+echo
+echo "== waypoint: full HBONE path vs plaintext engine, $count samples each"
+go test -run '^$' -bench '^BenchmarkFullPath$' -benchtime 20000x -count "$count" ./waypoint/proxy/ | tee "$out/waypoint-hbone.txt"

@@ -104,7 +104,7 @@ func (e *Engine) begin(w http.ResponseWriter, r *http.Request) *exchange {
 		x.meta = &listener.Meta{}
 	}
 	x.snap = e.store.load()
-	x.svc = x.snap.services[x.meta.Service]
+	x.svc = x.snap.destination(x.meta)
 	raw := r.URL.EscapedPath()
 	x.path = router.NormalizePath(raw)
 	if x.path != raw {
@@ -117,6 +117,10 @@ func (e *Engine) begin(w http.ResponseWriter, r *http.Request) *exchange {
 		r.Body = &x.bodyIn
 	}
 	x.replayable = r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody)
+	if x.meta.Traceparent != "" && len(r.Header["Traceparent"]) == 0 {
+		// The request carries no trace of its own: continue the tunnel's.
+		r.Header["Traceparent"] = []string{x.meta.Traceparent}
+	}
 	x.trace = traceparent(r.Header)
 	return x
 }
@@ -142,7 +146,7 @@ func (e *Engine) authorize(x *exchange) bool {
 func (e *Engine) route(x *exchange) bool {
 	if x.svc == nil {
 		x.flags = "NC"
-		e.fail(x, http.StatusServiceUnavailable, "no configuration for "+x.meta.Service)
+		e.fail(x, http.StatusServiceUnavailable, "no configuration for "+destKey(x.meta))
 		return false
 	}
 	tbl, _ := x.svc.l7.Select(x.meta.Port, x.meta.SourceNamespace)
@@ -319,7 +323,9 @@ func (e *Engine) attempt(ctx context.Context, x *exchange, b *backendState, ep *
 	if x.rs.backendTimeout > 0 {
 		actx, cancel = context.WithTimeout(ctx, x.rs.backendTimeout)
 	}
-	out := x.r.WithContext(actx)
+	// The request's traceparent (the waypoint's span) goes to the dial
+	// context, for the CONNECT of a tunnel opened for this attempt.
+	out := x.r.WithContext(upstream.WithTraceparent(actx, x.outTraceparent()))
 	out.RequestURI = ""
 	if x.replayable {
 		out.Body, out.ContentLength = nil, int64(len(x.replay))
@@ -443,7 +449,7 @@ func (e *Engine) finish(x *exchange) {
 	}
 	end := e.now()
 	dur := end.Sub(x.start)
-	dstSvc, dstNS := x.meta.Service, ""
+	dstSvc, dstNS := destKey(x.meta), ""
 	if x.svc != nil {
 		dstSvc, dstNS = x.svc.name, x.svc.ns
 	}
@@ -464,7 +470,7 @@ func (e *Engine) finish(x *exchange) {
 		flags: flagsLabel(x.flags)}, float64(dur)/float64(time.Millisecond))
 	if e.log != nil {
 		ent := &accesslog.Entry{Start: x.start, Source: x.meta.SourceIdentity, SourceNamespace: x.meta.SourceNamespace,
-			SourceAddr: x.meta.SourceAddr, Destination: x.meta.Service, Port: x.meta.Port, Protocol: x.r.Proto,
+			SourceAddr: x.meta.SourceAddr, Destination: destKey(x.meta), Port: x.meta.Port, Protocol: x.r.Proto,
 			Method: x.r.Method, Authority: x.r.Host, Path: x.r.URL.RequestURI(), Status: x.status, GRPCStatus: x.grpcStatus,
 			DurationMs: float64(dur.Microseconds()) / 1000, Attempts: x.attempts, Retries: x.retries,
 			BytesIn: x.bodyIn.n, BytesOut: x.bytesOut, Flags: x.flags, TraceID: x.trace, Error: x.err}
@@ -483,4 +489,21 @@ func (e *Engine) finish(x *exchange) {
 	cleanup := x.cleanup[:0]
 	*x = exchange{cleanup: cleanup}
 	exchangePool.Put(x)
+}
+
+// outTraceparent is the request's current traceparent (set in begin).
+func (x *exchange) outTraceparent() string {
+	if v := x.r.Header["Traceparent"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// destKey names the connection's destination: the Service key, or the
+// Workload key for workload-addressed traffic.
+func destKey(m *listener.Meta) string {
+	if m.Workload != "" {
+		return m.Workload
+	}
+	return m.Service
 }

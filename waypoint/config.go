@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -164,6 +165,15 @@ type snapshot struct {
 	backends map[string]*backendState
 	// workloadByIP names the workload behind a source address (metrics).
 	workloadByIP map[string]*warrenv1.Workload
+	// vips are the frontend addresses of the Services this waypoint has
+	// route tables for (L7Services), workloadKeys the Workload key
+	// behind each pod address: what an HBONE authority can address.
+	vips         map[netip.Addr]*serviceState
+	workloadKeys map[netip.Addr]string
+	// wdests caches destination state for workload-addressed traffic,
+	// by (workload, port); nWdests bounds it.
+	wdests  sync.Map
+	nWdests atomic.Int32
 }
 
 // serviceState is one destination Service frontend.
@@ -171,6 +181,7 @@ type serviceState struct {
 	key      string
 	name     string // short name for metrics (hostname)
 	ns       string
+	waypoint string // "<ns>/<gateway>" serving it (L7Service.waypoint)
 	l7       *router.Service
 	policies []*warrenv1.Authorization
 	// defaults are the implicit routes (Service → own endpoints) per port.
@@ -219,7 +230,8 @@ type backendBase struct {
 }
 
 func compile(c Config, reg *lb.Registry, bud *budgets, keep map[upstream.Endpoint]bool) (*snapshot, error) {
-	snap := &snapshot{cfg: c, services: map[string]*serviceState{}, backends: map[string]*backendState{}, workloadByIP: map[string]*warrenv1.Workload{}}
+	snap := &snapshot{cfg: c, services: map[string]*serviceState{}, backends: map[string]*backendState{},
+		workloadByIP: map[string]*warrenv1.Workload{}, vips: map[netip.Addr]*serviceState{}, workloadKeys: map[netip.Addr]string{}}
 	var errs []error
 	// Workloads by the Services they back, and by address.
 	bySvc := map[string][]*warrenv1.Workload{}
@@ -235,6 +247,12 @@ func compile(c Config, reg *lb.Registry, bud *budgets, keep map[upstream.Endpoin
 		}
 		for _, a := range w.GetAddresses() {
 			snap.workloadByIP[a] = w
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("waypoint: config: workload %q: address %q: %v", k, a, err))
+				continue
+			}
+			snap.workloadKeys[ip.Unmap()] = k
 		}
 	}
 	base := map[string]*backendBase{}
@@ -352,6 +370,19 @@ func compile(c Config, reg *lb.Registry, bud *budgets, keep map[upstream.Endpoin
 			snap.services[k] = ss
 		}
 		ss.l7 = rs
+		ss.waypoint = l7.GetWaypoint()
+		for _, a := range l7.GetAddresses() {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("waypoint: config: l7 service %q: address %q: %v", k, a, err))
+				continue
+			}
+			// Keys are visited in order: a VIP claimed twice (never
+			// produced by the translator) goes to the first key.
+			if _, dup := snap.vips[ip.Unmap()]; !dup {
+				snap.vips[ip.Unmap()] = ss
+			}
+		}
 		for _, p := range l7.GetPorts() {
 			if ss.defaults[p.GetPort()] == nil {
 				ss.defaults[p.GetPort()] = mkRoute(&warrenv1.Route{Backends: []*warrenv1.Backend{{Service: k, Port: p.GetPort(), Weight: 1}}}, "")

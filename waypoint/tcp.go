@@ -24,10 +24,12 @@ const maxTCPConnectTries = 3
 func (e *Engine) ServeTCP(ctx context.Context, m *listener.Meta, c net.Conn) {
 	defer c.Close()
 	snap := e.store.load()
-	ss := snap.services[m.Service]
+	ss := snap.destination(m)
 	if ss == nil {
 		return
 	}
+	// The dialer reads the connection's source and trace context here.
+	ctx = listener.WithMeta(ctx, m)
 	if len(ss.policies) > 0 {
 		d := authz.Evaluate(ss.policies, &authz.Request{
 			Source: authz.Source{Identity: m.SourceIdentity, Namespace: m.SourceNamespace},

@@ -24,8 +24,17 @@ type Meta struct {
 	// its port.
 	Service string
 	Port    uint32
+	// Workload is set instead of Service for traffic addressed to a pod
+	// (waypoint-for workload|all): the Workload key ("<ns>/<pod>"); Port
+	// is then the pod's port.
+	Workload string
 	// Protocol is the port's declared protocol.
 	Protocol warrenv1.Protocol
+	// Traceparent and Baggage are the W3C trace context the tunnel
+	// carried (the HBONE CONNECT's headers), if any: an HTTP request
+	// without its own traceparent continues this trace, and opaque TCP
+	// passes it on to the upstream tunnel.
+	Traceparent, Baggage string
 }
 
 type metaKey struct{}

@@ -1,6 +1,6 @@
 // Package upstream is how the waypoint reaches an endpoint: the Endpoint
 // description, the Dialer interface the transport plugs into (plain TCP
-// here, HBONE from ztunnel/hbone later), and Client, which keeps HTTP/1.1
+// here, HBONE in waypoint/tunnel), and Client, which keeps HTTP/1.1
 // keep-alive pools and HTTP/2 (h2c prior knowledge) multiplexed
 // connections per endpoint on top of any Dialer.
 //

@@ -133,6 +133,26 @@ type Client struct {
 
 type epKey struct{}
 
+type traceKey struct{}
+
+// WithTraceparent returns ctx carrying the W3C traceparent of the request
+// an upstream attempt belongs to. The connection a Client dials for that
+// attempt sees it in its Dial context, so a tunnelling Dialer can send it
+// on the CONNECT it opens (pooled connections carry the trace of the
+// request that opened them).
+func WithTraceparent(ctx context.Context, tp string) context.Context {
+	if tp == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, tp)
+}
+
+// TraceparentFrom returns what WithTraceparent stored, or "".
+func TraceparentFrom(ctx context.Context) string {
+	tp, _ := ctx.Value(traceKey{}).(string)
+	return tp
+}
+
 // New returns a Client dialing through d.
 func New(d Dialer, o Options) *Client {
 	if o.MaxIdlePerEndpoint == 0 {
